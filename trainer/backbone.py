@@ -12,7 +12,10 @@ pretrained tag, a local checkpoint file, or a `local-dir:` folder. What the head
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,9 +49,41 @@ class BackboneConfig:
 
     @property
     def id(self) -> str:
-        """Identifies what produced a feature: keys the feature cache."""
+        """Identifies what produced a feature (keys the feature cache), the same on every machine.
+
+        Local folders and checkpoint files are named by their file name and a digest of the
+        weights, not by where this checkout happens to live.
+        """
+        name, weights = self.name, self.pretrained
+        if name.startswith("local-dir:"):
+            folder = Path(name[len("local-dir:"):])
+            name = f"local-dir:{folder.name}@{_weights_digest(folder)}"
+        if weights and Path(weights).is_file():
+            weights = f"{Path(weights).name}@{_file_digest(str(Path(weights).resolve()))}"
         proj = "proj" if self.project_tokens else "raw"
-        return f"{self.name}|{self.pretrained}|{self.resize_mode}|{proj}|seed{self.token_proj_seed}"
+        return f"{name}|{weights}|{self.resize_mode}|{proj}|seed{self.token_proj_seed}"
+
+
+def _weights_digest(folder: Path) -> str:
+    for candidate in ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                      "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth"):
+        if (folder / candidate).is_file():
+            return _file_digest(str((folder / candidate).resolve()))
+    return "missing"
+
+
+def _file_digest(path: str) -> str:
+    stat = os.stat(path)
+    return _digest_cached(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 @dataclass

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone, ImageFeatures
+from .losses import ranknet_loss  # noqa: F401  (re-exported: the pairwise term every method uses)
 
 
 @dataclass
@@ -36,12 +36,6 @@ class RankOutput:
     predicted: torch.Tensor | None = None  # [N] predicted class index
     pair_logits: torch.Tensor | None = None  # [k] logit that pairs[:, 0] ranks above pairs[:, 1]
     extras: dict = field(default_factory=dict)
-
-
-def ranknet_loss(scores: torch.Tensor, pairs: torch.Tensor, pair_targets: torch.Tensor) -> torch.Tensor:
-    """BCE on score differences s_i - s_j: how every method learns from pairwise labels."""
-    diff = scores[pairs[:, 0]] - scores[pairs[:, 1]]
-    return F.binary_cross_entropy_with_logits(diff, pair_targets.to(diff.dtype))
 
 
 class RankingMethod(nn.Module):
