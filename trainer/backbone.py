@@ -145,15 +145,19 @@ class Backbone(nn.Module):
         self.config = config
         _check_known(config.name, config.pretrained)
         pretrained = None if config.name.startswith("local-dir:") else config.pretrained
+        logging.disable(logging.ERROR)  # open_clip logs the failure itself; we raise one clear line instead
         try:
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(
                 config.name, pretrained=pretrained, device=config.device, image_resize_mode=config.resize_mode)
         except RuntimeError as err:
-            first = str(err).splitlines()[0][:200]
+            reason = ("its weights could not be downloaded and are not in the local cache"
+                      if "download" in str(err).lower() else str(err).splitlines()[0][:160])
             raise BackboneUnavailable(
-                f"Cannot load open_clip model '{config.name}' with pretrained '{config.pretrained}': {first}. "
+                f"Cannot load open_clip model '{config.name}' with pretrained '{config.pretrained}': {reason}. "
                 f"To work offline, pass a local checkpoint file as pretrained, a 'local-dir:' folder as name, "
                 f"or the bundled demo backbone '{DEMO_BACKBONE}'.") from err
+        finally:
+            logging.disable(logging.NOTSET)
         self.tokenizer = open_clip.get_tokenizer(config.name)
         self.model.eval()
         self.token_proj = self._make_token_proj()

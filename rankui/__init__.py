@@ -1,0 +1,1 @@
+"""The Gradio app: layout, handlers, overlays, label store, export and Space glue."""

@@ -1,0 +1,36 @@
+"""App settings from flags and environment (one object passed down; no module globals)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Settings:
+    backbone: str = "ViT-B-32"  # open_clip model name or local-dir: folder
+    pretrained: str | None = "laion2b_s34b_b79k"  # tag or checkpoint file
+    data_dir: Path = Path("./data")
+    host: str | None = None  # None: Gradio's default (GRADIO_SERVER_NAME, else 127.0.0.1)
+    port: int | None = None  # None: Gradio's default (GRADIO_SERVER_PORT, else 7860)
+    device: str = "cpu"
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None) -> "Settings":
+        parser = argparse.ArgumentParser(prog="python app.py",
+                                         description="Rank images by a text instruction with a ranking-aware CLIP adapter.")
+        parser.add_argument("--backbone", default=cls.backbone,
+                            help="open_clip model name, or 'local-dir:/folder' (default: %(default)s)")
+        parser.add_argument("--pretrained", default=cls.pretrained,
+                            help="pretrained tag or local checkpoint file; 'none' for random init (default: %(default)s)")
+        parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("RANKUI_DATA_DIR", cls.data_dir)),
+                            help="where labels, images and model versions live (env RANKUI_DATA_DIR; default ./data)")
+        parser.add_argument("--host", default=None, help="address to serve on (default: Gradio's, 127.0.0.1)")
+        parser.add_argument("--port", type=int, default=None, help="port to serve on (default: Gradio's, 7860)")
+        parser.add_argument("--device", default=cls.device, help="torch device for the model (default: %(default)s)")
+        args = parser.parse_args(argv)
+        pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
+        return cls(backbone=args.backbone, pretrained=pretrained, data_dir=args.data_dir, host=args.host,
+                   port=args.port, device=args.device)
