@@ -16,6 +16,9 @@ class Settings:
     host: str | None = None  # None: Gradio's default (GRADIO_SERVER_NAME, else 127.0.0.1)
     port: int | None = None  # None: Gradio's default (GRADIO_SERVER_PORT, else 7860)
     device: str = "cpu"
+    max_images: int = 200  # per ranking
+    max_file_mb: float = 20.0  # per image file
+    max_megapixels: float = 40.0  # per image, checked before decoding
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> "Settings":
@@ -30,7 +33,13 @@ class Settings:
         parser.add_argument("--host", default=None, help="address to serve on (default: Gradio's, 127.0.0.1)")
         parser.add_argument("--port", type=int, default=None, help="port to serve on (default: Gradio's, 7860)")
         parser.add_argument("--device", default=cls.device, help="torch device for the model (default: %(default)s)")
+        parser.add_argument("--max-images", type=int, default=cls.max_images, help="images per ranking (default: %(default)s)")
+        parser.add_argument("--max-file-mb", type=float, default=cls.max_file_mb,
+                            help="size limit of one image file in MB (default: %(default)s)")
+        parser.add_argument("--max-megapixels", type=float, default=cls.max_megapixels,
+                            help="pixel limit of one image in megapixels (default: %(default)s)")
         args = parser.parse_args(argv)
         pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
         return cls(backbone=args.backbone, pretrained=pretrained, data_dir=args.data_dir, host=args.host,
-                   port=args.port, device=args.device)
+                   port=args.port, device=args.device, max_images=args.max_images, max_file_mb=args.max_file_mb,
+                   max_megapixels=args.max_megapixels)
