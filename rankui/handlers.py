@@ -78,6 +78,14 @@ def thumbnail_url(image: Image.Image, side: int = 96) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def display_size(image: Image.Image, side: int = 384) -> Image.Image:
+    """Small images are upsampled for display, so a heatmap is readable."""
+    scale = side / max(image.size)
+    if scale <= 1:
+        return image
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+
+
 def session_view(ctx: AppContext, state: dict) -> tuple[list, pd.DataFrame, list]:
     """Gallery items, score table and sortable strip for the ranking in `state`."""
     if not state.get("ids"):
@@ -163,7 +171,7 @@ def attention(ctx: AppContext, state: dict, rank_number, word: str) -> tuple[Ima
         grid, what = grids[index, words.index(word)], f"'{word}'"
     else:
         raise UserError(f"'{word}' is not a token of the instruction; choose one of: {', '.join(words[1:-1])}.")
-    return overlay(ctx.engine.image(state["ids"][index]), grid), (
+    return overlay(display_size(ctx.engine.image(state["ids"][index])), grid), (
         f"Rank #{int(rank_number)}: cross-modal attention of the image's patches to {what}.")
 
 
@@ -178,8 +186,8 @@ def pair_attention(ctx: AppContext, state: dict, first_rank, second_rank, head: 
         raise UserError("Choose two different ranks.")
     maps_a, maps_b, logit = ctx.engine.pair_maps(state["ids"], state["instruction"], a, b)
     grid_a, grid_b = _select(maps_a, head, query), _select(maps_b, head, query)
-    left, right, scale = pair_overlays(ctx.engine.image(state["ids"][a]), ctx.engine.image(state["ids"][b]),
-                                       grid_a, grid_b)
+    left, right, scale = pair_overlays(display_size(ctx.engine.image(state["ids"][a])),
+                                       display_size(ctx.engine.image(state["ids"][b])), grid_a, grid_b)
     share = float(maps_a.sum() / (maps_a.sum() + maps_b.sum()))
     prob = 1 / (1 + np.exp(-logit))
     return left, right, (f"#{int(first_rank)} vs #{int(second_rank)}: P(#{int(first_rank)} above) = {prob:.2f} "
@@ -287,6 +295,8 @@ def drag(ctx: AppContext, state: dict, new_order_ids: list[str], annotator: str,
         state, _ = label(ctx, state, rank_of[moved], rank_of[other], "left" if winner_left else "right",
                          annotator, source="drag")
         saved += 1
+    position = {image_id: k for k, image_id in enumerate(state["ids"])}
+    state = {**state, "order": [position[image_id] for image_id in new_order_ids]}  # the order as arranged
     return state, f"Saved {saved} pairwise label(s) from the drag ({'up' if new < old else 'down'} {len(passed)})."
 
 

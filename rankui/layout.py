@@ -188,10 +188,15 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
 
         label_btn.click(on_label, [state, left_rank, right_rank, outcome, annotator, source], [state, message],
                         api_name="label")
+        def label_then_suggest(answer, st, left, right, who):
+            """A button or key press: save the judgement, then show the next informative pair."""
+            st, saved = on_label(st, left, right, answer, who, "correction")
+            st, *shown, asked = on_suggest(st, who)
+            return (st, *shown, f"{saved} Next: {asked}")
+
         for button, answer in ((left_btn, "left"), (right_btn, "right"), (tie_btn, "tie"), (unsure_btn, "unsure")):
-            button.click(functools.partial(_ui_label, on_label, answer), [state, left_rank, right_rank, annotator],
-                         [state, message], api_visibility="private").success(
-                on_suggest, [state, annotator], suggest_outputs, api_visibility="private")
+            button.click(functools.partial(label_then_suggest, answer), [state, left_rank, right_rank, annotator],
+                         suggest_outputs, api_visibility="private")
         skip_btn.click(on_suggest, [state, annotator], suggest_outputs, api_visibility="private")
         undo_btn.click(guarded(lambda who: h.undo(ctx, who)), annotator, message, api_name="undo")
 
@@ -235,7 +240,3 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
 
 def _selected_rank(evt: gr.SelectData):
     return evt.index + 1, evt.index + 1
-
-
-def _ui_label(on_label, answer, st, left, right, who):
-    return on_label(st, left, right, answer, who, "correction")
