@@ -134,11 +134,23 @@ def test_export_and_download_parquet(page, app, tmp_path):
     assert len(Dataset.from_parquet(str(target))) == store.count() > 0
 
 
-def test_hostile_instruction_is_shown_as_text(page):
+def test_hostile_instruction_and_file_name_are_shown_as_text(page, tmp_path):
     hostile = '<img src=x onerror="window.__pwned=1">'
     rank_examples(page, hostile)
     expect_message(page, hostile)
     assert page.evaluate("() => window.__pwned === undefined")
+    # A file name with markup: Gradio's upload strips the angle brackets; what is left shows as text.
+    named = tmp_path / "<b id=injected>bold<b>.png"
+    from PIL import Image
+    Image.effect_noise((48, 48), 30).convert("RGB").save(named, "PNG")  # bytes the store has not seen
+    page.reload(wait_until="load")
+    page.locator("#files input[type=file]").set_input_files([str(named), example_paths()[1]])
+    page.locator("#instruction textarea, #instruction input").first.fill("x")
+    page.locator("#btn-rank").click()
+    expect_message(page, "Ranked 2 images")
+    expect(page.locator("#ranking .thumbnail-item")).to_have_count(2, timeout=60_000)
+    expect(page.locator("#ranking")).to_contain_text("injected")
+    assert page.locator("#injected").count() == 0
     page.locator("#instruction textarea, #instruction input").first.fill("")
     page.locator("#btn-rank").click()
     expect(page.locator(".toast-body, .toast-wrap").first).to_contain_text("Type an ordering instruction",
