@@ -95,14 +95,19 @@ class Engine:
     def methods(self) -> list[str]:
         return list_methods()
 
-    def method(self, name: str) -> tuple[RankingMethod, int]:
+    def method(self, name: str, classes: list[str] | None = None) -> tuple[RankingMethod, int]:
+        """The served adapter, or an (untrained) head built for these class names on first use."""
         if name == "rac":
             return self.model.snapshot()
-        get_method_class(name)  # unknown names fail with the list of known ones
+        cls = get_method_class(name)  # unknown names fail with the list of known ones
+        key = (name, tuple(classes or ()))
         with self._heads_lock:
-            if name not in self._heads:
-                self._heads[name] = create_method(name, self.backbone).eval()
-            return self._heads[name], 0
+            if key not in self._heads:
+                config = {"classes": list(classes)} if cls.needs_classes and classes else {}
+                self._heads[key] = create_method(name, self.backbone, **config).eval()
+                while len(self._heads) > 16:
+                    self._heads.pop(next(iter(self._heads)))
+            return self._heads[key], 0
 
     @staticmethod
     def needs_classes(name: str) -> bool:
@@ -111,7 +116,7 @@ class Engine:
     # ---------------------------------------------------------------------------- ranking
     def rank(self, ids: list[str], instruction: str, method_name: str = "rac",
              classes: list[str] | None = None) -> Ranking:
-        method, version = self.method(method_name)
+        method, version = self.method(method_name, classes)
         if method.needs_classes:
             classes = method.check_classes(classes)
         features = self.cache.get(ids)

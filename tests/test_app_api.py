@@ -174,3 +174,12 @@ def test_bad_input_gets_a_clear_error_and_the_app_keeps_serving(client, bad_file
         with pytest.raises(AppError, match=match):
             client.predict(*args[case], api_name="/rank")
     assert "Ranked 2 images" in client.predict(good, "x", "rac", "", api_name="/rank")[-1]  # still serving
+
+
+@pytest.mark.parametrize("method", ["zeroshot", "coop", "ordinalclip", "numclip", "l2rclip"])
+def test_ordinal_methods_rank_over_class_names(client, method):
+    classes = "one or two shapes, three or four shapes, five to seven shapes, eight or more shapes"
+    gallery, plot, _, _, message = ranked(client, "rank by the number of shapes", method, classes)
+    assert len(gallery) == 10 and f"with {method}" in message
+    scores = [row[1] for row in plot["data"]]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 3 for s in scores)  # expected class index

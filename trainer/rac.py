@@ -189,8 +189,12 @@ class RankingAwareAdapter(RankingMethod):
         paired = None if batch.pairs is None else self.pair_logits_from_fused(x, batch.pairs)[0]
         return RankOutput(scores=scores, pair_logits=paired, extras={"fused": x})
 
+    @torch.no_grad()
     def score(self, images: ImageFeatures, text: str = "", classes: list[str] | None = None) -> torch.Tensor:
-        """[N] scores in eval mode, in chunks: each image's score is independent of the others."""
+        """[N] scores in eval mode, in chunks: each image's score is independent of the others.
+
+        Inference only (no autograd graph); training goes through `loss()`.
+        """
         text_tokens, mask = self.text_tokens(text)
         tokens = self._tokens(images)
         was_training = self.training
@@ -202,6 +206,7 @@ class RankingAwareAdapter(RankingMethod):
             self.train(was_training)
         return torch.cat(chunks) if chunks else tokens.new_zeros(0)
 
+    @torch.no_grad()
     def pair_logits(self, images: ImageFeatures, text: str, pairs: torch.Tensor | str,
                     classes: list[str] | None = None) -> torch.Tensor:
         """Pair-head logits [k] for the pairs asked for, computed in O(k) beyond the per-image work."""
@@ -214,6 +219,7 @@ class RankingAwareAdapter(RankingMethod):
         finally:
             self.train(was_training)
 
+    @torch.no_grad()
     def attention(self, images: ImageFeatures, text: str = "", classes: list[str] | None = None,
                   pairs: torch.Tensor | None = None) -> dict:
         """Cross-modal maps per layer [N, P, K+T] and, for `pairs`, relational maps [k, H, Q, 2P].
