@@ -187,7 +187,7 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
             return st, msg
 
         label_btn.click(on_label, [state, left_rank, right_rank, outcome, annotator, source], [state, message],
-                        api_name="label")
+                        api_name="label", concurrency_limit=None)  # cheap: never queued behind ranking
         def label_then_suggest(answer, st, left, right, who):
             """A button or key press: save the judgement, then show the next informative pair."""
             st, saved = on_label(st, left, right, answer, who, "correction")
@@ -198,7 +198,8 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
             button.click(functools.partial(label_then_suggest, answer), [state, left_rank, right_rank, annotator],
                          suggest_outputs, api_visibility="private")
         skip_btn.click(on_suggest, [state, annotator], suggest_outputs, api_visibility="private")
-        undo_btn.click(guarded(lambda who: h.undo(ctx, who)), annotator, message, api_name="undo")
+        undo_btn.click(guarded(lambda who: h.undo(ctx, who)), annotator, message, api_name="undo",
+                       concurrency_limit=None)
 
         @guarded
         def on_drag(st, strip_value, who):
