@@ -155,36 +155,34 @@ def rank_attention_dense(attn: RankAwareAttention, queries: torch.Tensor, tokens
     return attn.out_proj(values.permute(0, 2, 1, 3).flatten(2)), attention
 
 
-class PairHead(nn.Module):
+class LinearHead(nn.Module):
+    """[LN ->] [Linear -> LN -> ReLU] x blocks -> Linear(D, 1), xavier-normal, as the original heads."""
+
+    def __init__(self, d_model: int, blocks: int, pre_norm: bool):
+        super().__init__()
+        layers: list[nn.Module] = [nn.LayerNorm(d_model)] if pre_norm else []
+        for _ in range(blocks):
+            layers += [nn.Linear(d_model, d_model), nn.LayerNorm(d_model), nn.ReLU()]
+        self.pre_linear_block = nn.Sequential(*layers)
+        self.output_head = nn.Linear(d_model, 1)
+        _xavier(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output_head(self.pre_linear_block(x))
+
+
+class PairHead(LinearHead):
     """`PairwiseDiffBlockV2`: LN -> [Linear -> LN -> ReLU] x3 -> Linear(D, 1)."""
 
     def __init__(self, d_model: int):
-        super().__init__()
-        layers: list[nn.Module] = [nn.LayerNorm(d_model)]
-        for _ in range(3):
-            layers += [nn.Linear(d_model, d_model), nn.LayerNorm(d_model), nn.ReLU()]
-        self.pre_linear_block = nn.Sequential(*layers)
-        self.output_head = nn.Linear(d_model, 1)
-        _xavier(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output_head(self.pre_linear_block(x))
+        super().__init__(d_model, blocks=3, pre_norm=True)
 
 
-class ScoreHead(nn.Module):
+class ScoreHead(LinearHead):
     """`MLPLayer`: [Linear -> LN -> ReLU] x2 -> Linear(D, 1)."""
 
     def __init__(self, d_model: int):
-        super().__init__()
-        layers: list[nn.Module] = []
-        for _ in range(2):
-            layers += [nn.Linear(d_model, d_model), nn.LayerNorm(d_model), nn.ReLU()]
-        self.pre_linear_block = nn.Sequential(*layers)
-        self.output_head = nn.Linear(d_model, 1)
-        _xavier(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output_head(self.pre_linear_block(x))
+        super().__init__(d_model, blocks=2, pre_norm=False)
 
 
 def _xavier(module: nn.Module) -> None:
