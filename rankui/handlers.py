@@ -12,7 +12,7 @@ import io
 import re
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ class AppContext:
     worker: object | None = None  # the background trainer (status(), request_round())
     export_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rankui-export-")))
     hub_repo: str = ""
+    mirror: object | None = None  # the label mirror to a Hub dataset repo, when on
     _export_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -302,17 +303,20 @@ def drag(ctx: AppContext, state: dict, new_order_ids: list[str], annotator: str,
 
 # ------------------------------------------------------------------------------------ trainer, export
 def train_status(ctx: AppContext) -> dict:
+    """The trainer's live status (what the page polls) plus the label count."""
     if ctx.worker is None:
-        return {"state": "off", "version": 0, "labels_used": 0, "heldout_accuracy": None, "curve": [],
+        return {"state": "off", "version": 0, "labels_used": 0, "held_out_accuracy": None, "curve": [],
                 "progress": 0.0, "last_error": None, "labels_total": ctx.store.count()}
-    return {**ctx.worker.status_dict(), "labels_total": ctx.store.count()}
+    return {**asdict(ctx.worker.status()), "labels_total": ctx.store.count()}
 
 
 def train_now(ctx: AppContext) -> str:
     if ctx.worker is None:
         return "No trainer is running in this app."
+    if ctx.store.count() == 0:
+        raise UserError("There are no labels to train on yet: label a few pairs first.")
     ctx.worker.request_round()
-    return "Training round requested."
+    return "Training round requested; the status shows its progress."
 
 
 def export(ctx: AppContext, kind: str, repo_id: str = "") -> tuple[str | None, str]:

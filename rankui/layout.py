@@ -115,8 +115,8 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
             with gr.Tab("Trainer"):
                 train_btn = gr.Button("Train now", elem_id="btn-train")
                 status = gr.JSON(label="Trainer status", elem_id="train-status")
-                curve = gr.LinePlot(pd.DataFrame({"round": [], "heldout_accuracy": []}), x="round",
-                                    y="heldout_accuracy", label="Held-out pairwise accuracy", elem_id="curve")
+                curve = gr.LinePlot(pd.DataFrame({"round": [], "held_out_accuracy": []}), x="round",
+                                    y="held_out_accuracy", label="Held-out pairwise accuracy", elem_id="curve")
             with gr.Tab("Export"):
                 with gr.Row():
                     export_kind = gr.Radio(["parquet", "folder", "hub"], value="parquet", label="Export as")
@@ -214,7 +214,8 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
 
         def on_tick(st):
             info = h.train_status(ctx)
-            curve_df = pd.DataFrame(info.get("curve") or [], columns=["round", "heldout_accuracy"])
+            curve_df = pd.DataFrame([{"round": c["round"], "held_out_accuracy": c["held_out_accuracy"]}
+                                     for c in info.get("curve") or []], columns=["round", "held_out_accuracy"])
             if st and st.get("ids") and st.get("method") == "rac" and info.get("version", 0) > st.get("version", 0):
                 st = h.rerank(ctx, st)  # a new model version: refresh the ranking with it
                 items, table, strip_value, _ = show(st)

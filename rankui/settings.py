@@ -19,6 +19,11 @@ class Settings:
     max_images: int = 200  # per ranking
     max_file_mb: float = 20.0  # per image file
     max_megapixels: float = 40.0  # per image, checked before decoding
+    adapter: str | None = None  # adapter checkpoint (.safetensors from the trainer) to serve first
+    train_steps: int = 100  # optimizer steps per background training round
+    hub_repo: str = ""  # dataset repo for Hub export and label mirroring (user/name)
+    mirror: bool = False  # mirror labels to hub_repo every few minutes (needs HF_TOKEN)
+    zero_gpu_bursts: bool = False  # run training rounds as @spaces.GPU bursts (ZeroGPU Spaces)
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> "Settings":
@@ -38,8 +43,19 @@ class Settings:
                             help="size limit of one image file in MB (default: %(default)s)")
         parser.add_argument("--max-megapixels", type=float, default=cls.max_megapixels,
                             help="pixel limit of one image in megapixels (default: %(default)s)")
+        parser.add_argument("--adapter", default=None,
+                            help="adapter checkpoint to serve first (default: newest in the data dir, else the demo)")
+        parser.add_argument("--train-steps", type=int, default=cls.train_steps,
+                            help="optimizer steps per background training round (default: %(default)s)")
+        parser.add_argument("--hub-repo", default=os.environ.get("RANKUI_HUB_REPO", ""),
+                            help="Hub dataset repo user/name for export and mirroring (env RANKUI_HUB_REPO)")
+        parser.add_argument("--mirror", action="store_true", help="mirror labels to --hub-repo (needs HF_TOKEN)")
+        parser.add_argument("--zero-gpu", action="store_true", dest="zero_gpu",
+                            default=bool(os.environ.get("SPACES_ZERO_GPU")),
+                            help="train in short @spaces.GPU bursts (default on when SPACES_ZERO_GPU is set)")
         args = parser.parse_args(argv)
         pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
         return cls(backbone=args.backbone, pretrained=pretrained, data_dir=args.data_dir, host=args.host,
                    port=args.port, device=args.device, max_images=args.max_images, max_file_mb=args.max_file_mb,
-                   max_megapixels=args.max_megapixels)
+                   max_megapixels=args.max_megapixels, adapter=args.adapter, train_steps=args.train_steps,
+                   hub_repo=args.hub_repo, mirror=args.mirror, zero_gpu_bursts=args.zero_gpu)

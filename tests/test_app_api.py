@@ -112,7 +112,7 @@ def test_drag_turns_into_pairwise_labels(app, client):
 
 def test_train_status_and_now(client):
     status = client.predict(api_name="/train_status")[0]
-    for key in ("state", "version", "labels_used", "heldout_accuracy", "curve", "progress", "last_error"):
+    for key in ("state", "version", "labels_used", "held_out_accuracy", "curve", "progress", "last_error"):
         assert key in status
     assert isinstance(client.predict(api_name="/train_now"), str)
 

@@ -155,3 +155,19 @@ def test_hostile_instruction_and_file_name_are_shown_as_text(page, tmp_path):
     page.locator("#btn-rank").click()
     expect(page.locator(".toast-body, .toast-wrap").first).to_contain_text("Type an ordering instruction",
                                                                            timeout=30_000)
+
+
+def test_train_now_and_see_the_version_go_up(page, app):
+    rank_examples(page)
+    page.get_by_role("tab", name="Label pairs").click()
+    page.locator("#btn-suggest").click()
+    expect_message(page, "Which ranks higher")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    for k in range(6):  # ties: whatever the held-out share, the round publishes
+        page.keyboard.press("0")
+        expect_message(page, f"Saved: a tie")
+    page.get_by_role("tab", name="Trainer").click()
+    version_before = app.rankui_context.worker.status().version
+    page.locator("#btn-train").click()
+    expect_message(page, "Training round requested")
+    expect(page.locator("#train-status")).to_contain_text(f'"version": {version_before + 1}', timeout=120_000)
