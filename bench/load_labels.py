@@ -49,7 +49,7 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float) -> Client:
 
 def annotate(url: str, who: str, labels: int, examples: list[str], latencies: list, errors: list, acked: list):
     try:
-        client = Client(url, verbose=False, analytics_enabled=False)
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
         client.predict([handle_file(p) for p in examples], "rank by the number of shapes", "rac", "", api_name="/rank")
         for k in range(labels):
             left, right = 1 + k % 5, 6 + (k * 3) % 5
@@ -71,8 +71,9 @@ def main() -> None:
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="rankui-load-"))
     port = free_port()
+    log_file = open(data / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--host", "127.0.0.1",
-                             "--data-dir", str(data)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                             "--data-dir", str(data)], cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         control = wait_up(url, proc, 180)
@@ -87,9 +88,12 @@ def main() -> None:
         start = time.perf_counter()
         for t in threads:
             t.start()
-        states = set()
+        states, trainer_errors = set(), set()
         while any(t.is_alive() for t in threads) and time.perf_counter() - start < args.timeout:
-            states.add(control.predict(api_name="/train_status")[0]["state"])
+            status = control.predict(api_name="/train_status")[0]
+            states.add(status["state"])
+            if status["last_error"]:
+                trainer_errors.add(status["last_error"])
             time.sleep(0.5)
         for t in threads:
             t.join(timeout=1)
@@ -107,6 +111,9 @@ def main() -> None:
           f"max {max(latencies) * 1000:.0f} ms")
     for line in errors[:5]:
         print("  error:", line)
+    for line in sorted(trainer_errors):
+        print("  trainer error:", line)
+    print(f"server log: {data / 'app.log'}")
     sys.exit(0 if stored == expected and not errors else 1)
 
 

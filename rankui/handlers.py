@@ -138,7 +138,12 @@ def rerank(ctx: AppContext, state: dict) -> dict:
     if not state.get("ids"):
         return state
     ranking = ctx.engine.rank(state["ids"], state["instruction"], state["method"], state["classes"])
-    return {**ranking_state(ranking, state["instruction"], state["classes"]), "pair": state.get("pair")}
+    return {**state, **ranking_state(ranking, state["instruction"], state["classes"]), "pair": state.get("pair")}
+
+
+def rank_of(state: dict, image_id: str) -> int:
+    """The 1-based rank at which an image is shown now."""
+    return state["order"].index(state["ids"].index(image_id)) + 1
 
 
 def _require_ranking(state: dict) -> None:

@@ -58,7 +58,10 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
         with gr.Row():
             with gr.Column(scale=2):
                 files = gr.File(file_count="multiple", file_types=["image"], label="Images", elem_id="files")
-                examples_btn = gr.Button("Use the example images", size="sm", elem_id="btn-examples")
+                with gr.Row():
+                    examples_btn = gr.Button("Use the example images", size="sm", elem_id="btn-examples")
+                    paste = gr.Image(sources=["clipboard"], type="filepath", label="Paste an image", height=90,
+                                     elem_id="paste")
                 gr.Markdown(f"Limits: {ctx.limits.describe()}.")
             with gr.Column(scale=3):
                 instruction = gr.Textbox(label="Instruction", placeholder="rank by the number of apples",
@@ -144,23 +147,28 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
         instruction.submit(on_rank, [files, instruction, method, classes, state], rank_outputs,
                            api_visibility="private", concurrency_id="model")
         examples_btn.click(example_paths, None, files, api_name="examples")
+        paste.upload(lambda pasted, current: (file_paths_of(current) + [pasted], None), [paste, files], [files, paste],
+                     api_visibility="private")
 
         gallery.select(_selected_rank, None, [att_rank, pa_first], api_visibility="private", queue=False)
 
         @guarded
         def on_attention(st, rank_number, word):
             img, msg = h.attention(ctx, st, rank_number, word)
-            return img, msg, {**st, "last_attention": [rank_number, word]}
+            shown = st["ids"][st["order"][int(rank_number) - 1]]
+            return img, msg, {**st, "last_attention": [shown, word]}  # by image id: redrawn on a new version
 
         att_btn.click(on_attention, [state, att_rank, att_word], [att_image, message, state], api_name="attention",
                       concurrency_id="model")
 
         @guarded
         def on_pair_attention(st, first, second, head, query):
-            return h.pair_attention(ctx, st, first, second, head, query)
+            left, right, msg = h.pair_attention(ctx, st, first, second, head, query)
+            ids = [st["ids"][st["order"][int(r) - 1]] for r in (first, second)]
+            return left, right, msg, {**st, "last_pair": [*ids, head, query]}
 
-        pa_btn.click(on_pair_attention, [state, pa_first, pa_second, pa_head, pa_query], [pa_left, pa_right, message],
-                     api_name="pair_attention", concurrency_id="model")
+        pa_btn.click(on_pair_attention, [state, pa_first, pa_second, pa_head, pa_query],
+                     [pa_left, pa_right, message, state], api_name="pair_attention", concurrency_id="model")
 
         def pair_images(st):
             pair = (st or {}).get("pair")
@@ -217,13 +225,26 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
             curve_df = pd.DataFrame([{"round": c["round"], "held_out_accuracy": c["held_out_accuracy"]}
                                      for c in info.get("curve") or []], columns=["round", "held_out_accuracy"])
             if st and st.get("ids") and st.get("method") == "rac" and info.get("version", 0) > st.get("version", 0):
-                st = h.rerank(ctx, st)  # a new model version: refresh the ranking with it
+                st = h.rerank(ctx, st)  # a new model version: refresh the ranking and the maps shown
                 items, table, strip_value, _ = show(st)
-                return info, curve_df, st, items, table, strip_value
-            return info, curve_df, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                return (info, curve_df, st, items, table, strip_value, *refreshed_maps(st))
+            return (info, curve_df, *[gr.skip()] * 7)
 
-        timer.tick(on_tick, state, [status, curve, state, gallery, scores_plot, strip], api_name="train_status",
-                   queue=False, show_progress="hidden")
+        def refreshed_maps(st):
+            heat = left = right = gr.skip()
+            try:
+                if st.get("last_attention"):
+                    image_id, word = st["last_attention"]
+                    heat = h.attention(ctx, st, h.rank_of(st, image_id), word)[0]
+                if st.get("last_pair"):
+                    first, second, head, query = st["last_pair"]
+                    left, right, _ = h.pair_attention(ctx, st, h.rank_of(st, first), h.rank_of(st, second), head, query)
+            except (UserError, ValueError):
+                pass  # the maps shown stay as they were
+            return heat, left, right
+
+        timer.tick(on_tick, state, [status, curve, state, gallery, scores_plot, strip, att_image, pa_left, pa_right],
+                   api_name="train_status", queue=False, show_progress="hidden")
 
         @guarded
         def on_export(kind, repo):
@@ -242,3 +263,7 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
 
 def _selected_rank(evt: gr.SelectData):
     return evt.index + 1, evt.index + 1
+
+
+def file_paths_of(files) -> list[str]:
+    return [str(p) for p in h.file_paths(files)]

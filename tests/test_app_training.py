@@ -48,8 +48,18 @@ def test_train_now_publishes_a_new_version(tmp_path):
         with pytest.raises(Exception, match="no labels to train on"):
             client.predict(api_name="/train_now")
         label_some(client, "alice", 8)
+        client.predict(3, "all words", api_name="/attention")  # maps on screen, to be redrawn
+        client.predict(1, 2, "mean", "mean", api_name="/pair_attention")
         assert "requested" in client.predict(api_name="/train_now")
-        status = wait_for(lambda: (s := client.predict(api_name="/train_status")[0])["rounds"] >= 1 and s)
+        polls = []
+
+        def published():
+            polls.append(client.predict(api_name="/train_status"))
+            return polls[-1][0]["rounds"] >= 1 and polls[-1][0]
+
+        status = wait_for(published)
+        redrawn = [p for p in polls if isinstance(p[5], str)]  # heatmap, pair maps: files, not "no change"
+        assert len(redrawn) == 1 and isinstance(redrawn[0][6], str) and isinstance(redrawn[0][7], str)
         assert status["last_error"] is None and status["curve"][0]["labels"] > 0
         assert status["curve"][0]["published"] and status["version"] == 1
         assert (tmp_path / "data" / "models" / "v0001.safetensors").is_file()
