@@ -183,3 +183,57 @@ def test_ordinal_methods_rank_over_class_names(client, method):
     assert len(gallery) == 10 and f"with {method}" in message
     scores = [row[1] for row in plot["data"]]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 3 for s in scores)  # expected class index
+
+
+def _bomb(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def _encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _unusual(case: str) -> bytes:
+    import numpy as np
+    if case == "bomb":
+        return _bomb(60_000, 60_000)
+    if case == "huge":
+        return _bomb(9_000, 9_000)  # 81 megapixels > the 40 megapixel limit
+    if case == "tiny":
+        return _encoded(Image.new("RGB", (3, 3)), "PNG")
+    if case == "cmyk":
+        return _encoded(Image.new("CMYK", (40, 40), (0, 200, 200, 0)), "JPEG")
+    if case == "16bit":
+        return _encoded(Image.fromarray(np.arange(1600, dtype=np.uint16).reshape(40, 40) * 40), "PNG")
+    if case == "alpha":
+        return _encoded(Image.new("RGBA", (40, 40), (10, 200, 10, 90)), "PNG")
+    if case == "animated":
+        buf = io.BytesIO()
+        frames = [Image.new("RGB", (40, 40), c) for c in ("navy", "gold")]
+        frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+        return buf.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    return _encoded(Image.new("RGB", (60, 30), "teal"), "JPEG", exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("bomb", "decompression bomb"), ("huge", "the limit is 40"), ("tiny", "at least 8 px"),
+    ("cmyk", "CMYK converted"), ("16bit", "scaled to 8 bit"), ("alpha", "Ranked 3 images"),
+    ("animated", "first frame used"), ("exif", "rotated by its EXIF orientation")])
+def test_unusual_images_through_the_api(client, bad_files, tmp_path, case, expect):
+    path = tmp_path / f"{case}.{'gif' if case == 'animated' else 'png'}"
+    path.write_bytes(_unusual(case))
+    files = [handle_file(str(path)), handle_file(bad_files["ok1.png"]), handle_file(bad_files["ok2.png"])]
+    message = client.predict(files, "x", "rac", "", api_name="/rank")[-1]
+    assert expect in message
+    rejected = case in ("bomb", "huge", "tiny")
+    assert f"Ranked {2 if rejected else 3} images" in message
