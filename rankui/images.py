@@ -15,8 +15,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from trainer.images import to_rgb
 
 
 @dataclass
@@ -55,34 +56,6 @@ class ImageBatch:
         return [img.id for img in self.images]
 
 
-def _to_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
-    notes = []
-    if getattr(img, "is_animated", False) and getattr(img, "n_frames", 1) > 1:
-        img.seek(0)
-        notes.append("animated: first frame used")
-    transposed = ImageOps.exif_transpose(img)
-    if transposed is not img and transposed.size != img.size:
-        notes.append("rotated by its EXIF orientation")
-    img = transposed
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        low, high = float(arr.min()), float(arr.max())
-        arr = (arr - low) / (high - low) * 255 if high > low else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8)).convert("RGB")
-        notes.append("high bit depth scaled to 8 bit")
-    elif img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        background = Image.new("RGB", img.size, (255, 255, 255))
-        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
-        img = background
-    elif img.mode != "RGB":
-        if img.mode == "CMYK":
-            notes.append("CMYK converted to RGB")
-        img = img.convert("RGB")
-    return img, notes
-
-
 def read_image(data: bytes, name: str, limits: ImageLimits) -> LoadedImage:
     """Decode one upload or raise ValueError with the reason a person can act on."""
     if len(data) == 0:
@@ -101,7 +74,7 @@ def read_image(data: bytes, name: str, limits: ImageLimits) -> LoadedImage:
                 raise ValueError(f"the image is {width}x{height}; each side must be at least {limits.min_side} px")
             fmt = img.format or "unknown"
             img.load()
-            rgb, notes = _to_rgb(img)
+            rgb, notes = to_rgb(img)
     except UnidentifiedImageError:
         raise ValueError("not an image PIL can read (accepted: PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -75,3 +75,24 @@ def test_duplicates_and_count_limit():
     batch = read_images(many, LIMITS)
     assert len(batch.images) == 5 and "only the first 5 are used" in batch.problems[0]
     assert batch.images[0].data == many[0][1]  # bytes kept unchanged
+
+
+def test_feature_cache_sees_what_the_page_shows(demo_backbone):
+    """An EXIF-rotated upload: the cached features are those of the rotated image the page shows."""
+    import torch
+
+    from trainer.features import FeatureCache
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    base = Image.fromarray(np.tile(np.linspace(0, 255, 40, dtype=np.uint8), (20, 1))).convert("RGB")
+    data = encode(base, "JPEG", exif=exif.tobytes(), quality=95)
+    shown = read_images([("r.jpg", data)], LIMITS).images[0].image
+    assert shown.size == (20, 40)
+    cache = FeatureCache(demo_backbone)
+    keys, _ = cache.add([data])
+    cached = cache.get(keys).tokens
+    direct = demo_backbone.encode_pil([shown]).tokens
+    assert torch.allclose(cached, direct, atol=2e-2)
+    unrotated = demo_backbone.encode_pil([base]).tokens
+    assert (cached - unrotated).abs().max() > 10 * (cached - direct).abs().max()

@@ -24,6 +24,7 @@ from torch import nn
 
 from .backbone import Backbone, ImageFeatures
 from .data import Item, Skipped, content_id, report
+from .images import to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -229,4 +230,4 @@ def _decode(data: bytes) -> Image.Image:
     """Fully decode (so truncated files fail here, with the file named) and convert to RGB."""
     image = Image.open(io.BytesIO(data))
     image.load()
-    return image.convert("RGB")
+    return to_rgb(image)[0]  # the same normalisation as the app: EXIF orientation, alpha on white, ...
