@@ -263,7 +263,7 @@ def suggest(ctx: AppContext, state: dict, annotator: str, rng: np.random.Generat
             ) -> tuple[dict, str]:
     """The next most informative pair for this annotator, placed left/right at random."""
     _require_ranking(state)
-    ids, position = state["ids"], {image_id: k for k, image_id in enumerate(state["ids"])}
+    position = {image_id: k for k, image_id in enumerate(state["ids"])}
     comparisons, asked = [], set()
     for lab in ctx.store.labels(state["instruction"]):
         if lab.image_0 in position and lab.image_1 in position:

@@ -16,6 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDENS = REPO.parent / "shared" / "goldens" / "goldens.json"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest single-threaded; two threads on a shared 2-core box thrash."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def goldens() -> dict:
     if not GOLDENS.is_file():

@@ -165,7 +165,7 @@ def test_train_now_and_see_the_version_go_up(page, app):
     page.locator("body").click(position={"x": 5, "y": 5})
     for k in range(6):  # ties: whatever the held-out share, the round publishes
         page.keyboard.press("0")
-        expect_message(page, f"Saved: a tie")
+        expect_message(page, "Saved: a tie")
     page.get_by_role("tab", name="Trainer").click()
     version_before = app.rankui_context.worker.status().version
     page.locator("#btn-train").click()

@@ -10,15 +10,6 @@ from trainer.checkpoint import atomic_write, load_checkpoint, read_info, save_ch
 from trainer.registry import create_method
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded; two threads on a shared 2-core box thrash."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_roundtrip_gives_identical_scores(demo_backbone, tmp_path):
     torch.manual_seed(0)
     method = create_method("rac", demo_backbone, mode="fixed", dropout=0.0).eval()

@@ -18,15 +18,6 @@ DATA = REPO / "tests/data"
 CONFIG = REPO / "trainer/configs/tiny-test.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded; two threads on a shared 2-core box thrash."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, request):
     out = tmp_path_factory.mktemp("fit")

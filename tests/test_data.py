@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from trainer.config import DataConfig
-from trainer.data import (DatasetPairSource, JsonlPairSource, PairSource, content_id, is_held_out, load_source,
+from trainer.data import (JsonlPairSource, PairSource, content_id, is_held_out, load_source,
                           read_folder, read_hf, read_table, split_items)
 
 DATA = Path(__file__).resolve().parent / "data"

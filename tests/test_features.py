@@ -3,7 +3,6 @@
 import shutil
 from pathlib import Path
 
-import pytest
 import torch
 from PIL import Image
 
@@ -13,15 +12,6 @@ from trainer.features import FeatureCache, VisionTail
 
 DATA = Path(__file__).resolve().parent / "data"
 FILES = [DATA / f"images/train_shapes_{i:02d}.png" for i in range(6)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded; two threads on a shared 2-core box thrash."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_features_match_backbone_and_are_never_reencoded(demo_backbone, tmp_path):

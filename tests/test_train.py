@@ -15,15 +15,6 @@ from trainer.train import cosine_with_warmup, no_decay
 DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded; two threads on a shared 2-core box thrash."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_config(out: Path, *overrides: str) -> FitConfig:
     config = FitConfig()
     return apply_overrides(config, [

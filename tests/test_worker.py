@@ -5,7 +5,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 import torch
 
 from trainer.checkpoint import load_checkpoint
@@ -15,15 +14,6 @@ from trainer.worker import TrainingWorker, WorkerConfig, latest_version, train_b
 
 DATA = Path(__file__).resolve().parent / "data"
 TEXT = "Rank by the number of shapes."
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded; two threads on a shared 2-core box thrash."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class MemoryPairSource:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from open_clip.transformer import TextTransformer, text_global_pool
+from open_clip.transformer import TextTransformer
 from open_clip.tokenizer import SimpleTokenizer
 from torch import nn
 
