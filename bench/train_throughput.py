@@ -90,7 +90,7 @@ def main(argv=None) -> None:
         results[name] = args.steps / (time.perf_counter() - start)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
           f"backbone {args.backbone}, method {args.method}, batch {args.batch}, amp {bool(amp_dtype)}")
-    print(f"| loop | steps/s | images/s |\n|---|---|---|")
+    print("| loop | steps/s | images/s |\n|---|---|---|")
     for name, rate in results.items():
         print(f"| {name} | {rate:.2f} | {rate * args.batch:.0f} |")
     print(f"Trainer / bare: {results['trainer'] / results['bare']:.3f}")

@@ -47,6 +47,8 @@ def example_paths() -> list[str]:
 
 def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None) -> gr.Blocks:
     methods = ctx.engine.methods()
+    served = ctx.engine.model.snapshot()[0].config
+    heads, queries = served.rank_heads, served.n_reg_tokens
     with gr.Blocks(title=title) as demo:
         state = gr.State({})
         annotator_store = gr.BrowserState("", storage_key="rankui-annotator")
@@ -91,8 +93,8 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
                 with gr.Row():
                     pa_first = gr.Number(1, label="First rank", precision=0, minimum=1, elem_id="pa-first")
                     pa_second = gr.Number(2, label="Second rank", precision=0, minimum=1, elem_id="pa-second")
-                    pa_head = gr.Dropdown(["mean"] + [str(k) for k in range(8)], value="mean", label="Head")
-                    pa_query = gr.Dropdown(["mean"] + [str(k) for k in range(16)], value="mean", label="Query")
+                    pa_head = gr.Dropdown(["mean"] + [str(k) for k in range(heads)], value="mean", label="Head")
+                    pa_query = gr.Dropdown(["mean"] + [str(k) for k in range(queries)], value="mean", label="Query")
                     pa_btn = gr.Button("Compare the pair", elem_id="btn-pair-attention")
                 with gr.Row():
                     pa_left = gr.Image(label="First (shared scale)", type="pil", format="png", elem_id="pa-left")
