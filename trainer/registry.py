@@ -19,12 +19,7 @@ def register_method(name: str) -> Callable:
 
 def _import_builtin() -> None:
     """Import the modules that register the built-in methods (lazily, to avoid import cycles)."""
-    from . import rac  # noqa: F401
-    try:
-        from . import heads  # noqa: F401
-    except ImportError as err:  # the ordinal heads are optional until their package lands
-        if "heads" not in str(err):
-            raise
+    from . import heads, rac  # noqa: F401
 
 
 def list_methods() -> list[str]:
