@@ -62,7 +62,7 @@ def build_page(ctx: AppContext, title: str = "RankUI", notice: str | None = None
                 files = gr.File(file_count="multiple", file_types=["image"], label="Images", elem_id="files")
                 with gr.Row():
                     examples_btn = gr.Button("Use the example images", size="sm", elem_id="btn-examples")
-                    paste = gr.Image(sources=["clipboard"], type="filepath", label="Paste an image", height=90,
+                    paste = gr.Image(sources=["clipboard"], type="filepath", label="Paste an image", height=140,
                                      elem_id="paste")
                 gr.Markdown(f"Limits: {ctx.limits.describe()}.")
             with gr.Column(scale=3):
