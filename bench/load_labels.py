@@ -2,7 +2,8 @@
 
 Starts the real app (`python app.py`) on a free port with a fresh data directory, opens N
 `gradio_client` sessions (threads), each ranks the example images once and then sends M labels
-through `/label`; a training round is requested at the start and polled through `/train_status`.
+through `/label`; training rounds are requested through `/train_now` whenever none is running, so
+the trainer works during the whole load, and polled through `/train_status`.
 Prints how many labels were acknowledged and stored, the errors, and label round-trip latency
 percentiles. Traffic goes to 127.0.0.1 only; the run is bounded by --timeout.
 
@@ -80,7 +81,8 @@ def main() -> None:
         examples = control.predict(api_name="/examples")
         control.predict([handle_file(p) for p in examples], "rank by the number of shapes", "rac", "",
                         api_name="/rank")
-        control.predict(1, 2, "left", "seed", "correction", api_name="/label")  # something to train on
+        for left, right in ((1, 2), (1, 3), (2, 4), (3, 5), (1, 6), (2, 7), (4, 8), (5, 9)):  # something to train
+            control.predict(left, right, "left", "seed", "correction", api_name="/label")  # on (some held out)
         control.predict(api_name="/train_now")
         latencies, errors, acked = [], [], []
         threads = [threading.Thread(target=annotate, args=(url, f"ann-{k}", args.labels, examples, latencies, errors,
@@ -88,12 +90,14 @@ def main() -> None:
         start = time.perf_counter()
         for t in threads:
             t.start()
-        states, trainer_errors = set(), set()
+        states, trainer_errors, status = set(), set(), {}
         while any(t.is_alive() for t in threads) and time.perf_counter() - start < args.timeout:
             status = control.predict(api_name="/train_status")[0]
             states.add(status["state"])
             if status["last_error"]:
                 trainer_errors.add(status["last_error"])
+            if status["state"] != "training":  # keep a round running for the whole load
+                control.predict(api_name="/train_now")
             time.sleep(0.5)
         for t in threads:
             t.join(timeout=1)
@@ -105,7 +109,8 @@ def main() -> None:
         "SELECT COUNT(*) FROM labels WHERE annotator LIKE 'ann-%' AND undone_at IS NULL").fetchone()[0]
     expected = args.annotators * args.labels
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
-    print(f"{args.annotators} annotators x {args.labels} labels in {wall:.1f} s; trainer states seen: {sorted(states)}")
+    print(f"{args.annotators} annotators x {args.labels} labels in {wall:.1f} s; trainer states seen: {sorted(states)}; "
+          f"training rounds finished {status.get('rounds')}, model version {status.get('version')}")
     print(f"acknowledged {len(acked)} / {expected}, stored {stored} / {expected}, errors {len(errors)}")
     print(f"label round trip: p50 {q[49] * 1000:.0f} ms, p90 {q[89] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-from .synthetic import load_photo
+from .synthetic import draw_shape, load_photo
 
 COLOUR_RGB = {"red": (220, 40, 40), "green": (40, 160, 40), "blue": (40, 80, 220), "yellow": (230, 170, 20),
               "purple": (160, 40, 200), "cyan": (20, 180, 190), "black": (0, 0, 0)}
@@ -142,7 +142,7 @@ def _scene(rng, size, colours, max_count, max_groups, overlap_p) -> Sample:
             row, col = divmod(int(slot), cells)
             slack = max(0.0, cell / 2 - radius - 1.0)
             cx, cy = (col + 0.5) * cell + rng.uniform(-1, 1) * slack, (row + 0.5) * cell + rng.uniform(-1, 1) * slack
-        _draw(draw, shape, cx, cy, radius, COLOUR_RGB[colour])
+        draw_shape(draw, shape, cx, cy, radius, COLOUR_RGB[colour])
         centres.append((cx / size, cy / size))
     attrs = {"count": float(count), "size": cell * scale / size, "overlap": float(overlap),
              "x": float(np.mean([c[0] for c in centres])), "y": float(np.mean([c[1] for c in centres]))}
@@ -151,16 +151,6 @@ def _scene(rng, size, colours, max_count, max_groups, overlap_p) -> Sample:
     for shape in SHAPE_NAMES:
         attrs[f"n_{shape}"] = float(sum(k[1] == shape for k in kinds))
     return Sample(image, _scene_caption(rng, kinds, attrs), attrs)
-
-
-def _draw(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill) -> None:
-    box = (cx - r, cy - r, cx + r, cy + r)
-    if shape == "circle":
-        draw.ellipse(box, fill=fill)
-    elif shape == "square":
-        draw.rectangle(box, fill=fill)
-    else:
-        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
 
 
 def _plural(word: str, k: int) -> str:

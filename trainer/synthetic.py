@@ -71,14 +71,19 @@ def _draw_scene(rng: np.random.Generator, count: int, size: int, cells: int, col
         cy = (row + 0.5) * cell + rng.uniform(-1, 1) * slack
         fill = COLOURS[int(rng.integers(len(COLOURS)))] if colours else (0, 0, 0)
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        box = (cx - radius, cy - radius, cx + radius, cy + radius)
-        if shape == "circle":
-            draw.ellipse(box, fill=fill)
-        elif shape == "square":
-            draw.rectangle(box, fill=fill)
-        else:
-            draw.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=fill)
+        draw_shape(draw, shape, cx, cy, radius, fill)
     return image
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill) -> None:
+    """A circle, square or upward triangle of half-size `r` centred at (cx, cy)."""
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
 
 
 def load_photo(name: str) -> Image.Image:
