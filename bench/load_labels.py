@@ -110,7 +110,8 @@ def main() -> None:
     expected = args.annotators * args.labels
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
     print(f"{args.annotators} annotators x {args.labels} labels in {wall:.1f} s; trainer states seen: {sorted(states)}; "
-          f"training rounds finished {status.get('rounds')}, model version {status.get('version')}")
+          f"training rounds finished {status.get('rounds')}, model version {status.get('version')}, "
+          f"current round at step {status.get('step')} / {status.get('steps')}")
     print(f"acknowledged {len(acked)} / {expected}, stored {stored} / {expected}, errors {len(errors)}")
     print(f"label round trip: p50 {q[49] * 1000:.0f} ms, p90 {q[89] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms")
