@@ -6,7 +6,7 @@ mode, 150 steps) learns blur from 200 random pairwise labels over the frozen CLI
 seed, on the held-out split of bench/learning_curve.py (4 unseen photos). `--recipe shipped` skips
 training and measures `assets/demo_clip` itself.
 
-Run: python -m bench.demo_clip_recipes --recipe shipped|base|bs256|depth3|lr1e3|wide96|photos|dead_leaves
+Run: python -m bench.demo_clip_recipes --recipe shipped|base|bs256|depth3|lr1e3|wide96|photos|dead_leaves|blur50|steps7000
          [--device cuda] [--label-seeds 0 1 2 3 4] [--labels 200] [--adapter-steps 150] [--threads 1]
 """
 
@@ -35,7 +35,8 @@ from trainer.features import FeatureCache  # noqa: E402
 
 RECIPES = {"base": {}, "bs256": {"batch_size": 256}, "lr1e3": {"lr": 1e-3},
            "photos": {"n_scenes": 15_000, "n_photos": 35_000},
-           "dead_leaves": {"n_scenes": 20_000, "n_photos": 20_000}, "depth3": {}, "wide96": {}}
+           "dead_leaves": {"n_scenes": 20_000, "n_photos": 20_000}, "depth3": {}, "wide96": {},
+           "blur50": {"blur_p": 0.5}, "steps7000": {"steps": 7000}}
 VISION = {"depth3": {"layers": 3}, "wide96": {"width": 96}}
 
 
@@ -59,13 +60,13 @@ def with_textures(n_textures: int):
     """`demo_clip.generate` plus dead-leaves crops with the photos' graded degradations."""
     plain = demo_clip.generate
 
-    def generate(n_scenes, n_photos, photo_names, seed):
+    def generate(n_scenes, n_photos, photo_names, seed, blur_p=None):
         rng = np.random.default_rng(int(np.random.default_rng([seed, 1]).integers(2**31)))
         allowed = ("blur", "noise", "brightness", "contrast", "rotation")
         extra = [_photo(rng, dead_leaves(rng, 4 * demo_clip.IMAGE), "texture", demo_clip.IMAGE, allowed)
                  for _ in range(n_textures)]  # captioned "... photo of something"; renamed below
         extra = [replace(s, caption=s.caption.replace(" of something", " of overlapping discs")) for s in extra]
-        return plain(n_scenes, n_photos, photo_names, seed) + extra
+        return plain(n_scenes, n_photos, photo_names, seed, blur_p) + extra
     return generate
 
 

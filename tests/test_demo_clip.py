@@ -39,6 +39,8 @@ def test_captions_are_seeded_and_match_their_attributes():
     assert {("sharp" in s.caption) for s in shots} == {True, False}
     assert all(("sharp" in s.caption) == (s.attrs["blur"] == 0) for s in shots)
     assert np.array_equal(task_targets(shots, "sharp"), -task_targets(shots, "blur"))
+    always, never = (photos(20, ["coffee"], seed=2, blur_p=p) for p in (1.0, 0.0))
+    assert all(s.attrs["blur"] > 0 for s in always) and all(s.attrs["blur"] == 0 for s in never)
 
 
 def test_demo_clip_is_the_tiny_config_in_half_precision(demo_backbone):

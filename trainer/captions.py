@@ -201,7 +201,8 @@ def _scene_caption(rng, kinds: list[tuple[str, str]], attrs: dict) -> str:
 
 # ------------------------------------------------------------------------------------------ photos
 def photos(n: int, names: list[str] | tuple[str, ...], *, seed: int = 0, size: int = 64,
-           degradations: tuple[str, ...] = ("blur", "noise", "brightness", "contrast", "rotation")) -> list[Sample]:
+           degradations: tuple[str, ...] = ("blur", "noise", "brightness", "contrast", "rotation"),
+           blur_p: float | None = None) -> list[Sample]:
     """Random crops of bundled photos, each with a random mix of graded degradations.
 
     Attributes: `blur` (Gaussian radius in px at 64 px), `noise` (pixel std at 64 px), `brightness`
@@ -214,13 +215,14 @@ def photos(n: int, names: list[str] | tuple[str, ...], *, seed: int = 0, size: i
         seed: numpy seed.
         size: side of the output images.
         degradations: which degradations may be applied.
+        blur_p: if set, blur is in the mix with this probability (else as often as the others).
     """
     rng = np.random.default_rng(seed)
     cache = {name: _load(name) for name in names}
     out = []
     for _ in range(n):
         name = names[int(rng.integers(len(names)))]
-        out.append(_photo(rng, cache[name], name, size, degradations))
+        out.append(_photo(rng, cache[name], name, size, degradations, blur_p))
     return out
 
 
@@ -240,13 +242,16 @@ def _add_noise(rng, image: Image.Image, std: float) -> Image.Image:
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 
-def _photo(rng, photo: Image.Image, name: str, size: int, allowed: tuple[str, ...]) -> Sample:
+def _photo(rng, photo: Image.Image, name: str, size: int, allowed: tuple[str, ...],
+           blur_p: float | None = None) -> Sample:
     w, h = photo.size
     side = int(rng.integers(min(w, h) // 2, min(w, h) + 1))
     x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
     image = photo.crop((x, y, x + side, y + side)).resize((size, size), Image.BICUBIC)
     k = min(len(allowed), int(rng.choice([0, 1, 1, 2, 3])))
     active = {str(d) for d in rng.choice(allowed, size=k, replace=False)} if k else set()
+    if blur_p is not None and "blur" in allowed:
+        active = (active - {"blur"}) | ({"blur"} if rng.random() < blur_p else set())
     a = {"blur": 0.0, "noise": 0.0, "brightness": 1.0, "contrast": 1.0, "rotation": 0.0}
     if "rotation" in active:
         a["rotation"] = float(rng.choice([90, 180, 270]))

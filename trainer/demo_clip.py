@@ -41,15 +41,15 @@ MAX_TOKENS = 40
 IMAGE = TINY_CONFIG["vision_cfg"]["image_size"]
 
 
-def generate(n_scenes: int, n_photos: int, photo_names, seed: int) -> list[Sample]:
+def generate(n_scenes: int, n_photos: int, photo_names, seed: int, blur_p: float | None = None) -> list[Sample]:
     """Captioned samples, a share drawn at 128 px (then squashed to 64 px like the app's inputs)."""
     rng = np.random.default_rng(seed)
     big = lambda n: int(round(0.3 * n))  # noqa: E731
     seeds = rng.integers(0, 2**31, 4)
     return (scenes(n_scenes - big(n_scenes), seed=int(seeds[0]), size=IMAGE, degrade_p=0.25)
             + scenes(big(n_scenes), seed=int(seeds[1]), size=2 * IMAGE, degrade_p=0.25)
-            + photos(n_photos - big(n_photos), photo_names, seed=int(seeds[2]), size=IMAGE)
-            + photos(big(n_photos), photo_names, seed=int(seeds[3]), size=2 * IMAGE))
+            + photos(n_photos - big(n_photos), photo_names, seed=int(seeds[2]), size=IMAGE, blur_p=blur_p)
+            + photos(big(n_photos), photo_names, seed=int(seeds[3]), size=2 * IMAGE, blur_p=blur_p))
 
 
 def to_pixels(images: list[Image.Image]) -> torch.Tensor:
@@ -116,6 +116,7 @@ def held_out(seed: int = 10_000, n: int = 300, seen_photos: bool = False) -> dic
 
 def train(steps: int = 4500, batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 0.1,
           warmup: int = 200, n_scenes: int = 25_000, n_photos: int = 25_000, seed: int = 0,
+          blur_p: float | None = None,
           log_every: int = 250, log=print, device: str = "cpu") -> tuple[open_clip.CLIP, dict]:
     """Train the tiny CLIP from scratch; returns the model (on the CPU) and a summary (times, final metrics).
 
@@ -124,7 +125,7 @@ def train(steps: int = 4500, batch_size: int = 128, lr: float = 2e-3, weight_dec
     start = time.time()
     torch.manual_seed(seed)
     train_photos = split_photos(0.25, seed=0)[0] + list(EXTRA_IMAGES)  # the benchmarks' split; test photos unseen
-    samples = generate(n_scenes, n_photos, train_photos, seed)
+    samples = generate(n_scenes, n_photos, train_photos, seed, blur_p)
     pixels = to_pixels([s.image for s in samples])  # [N, 3, 64, 64] uint8, ~12 KB per image
     captions = [s.caption for s in samples]
     unique = sorted(set(captions))
