@@ -1,12 +1,15 @@
 """Demo-CLIP recipes against the blur bar: train one recipe, then blur Spearman from 200 labels.
 
-The shipped recipe is `trainer.demo_clip.train()`'s defaults. Each other recipe changes one thing.
+The shipped recipe is `trainer.demo_clip.train()`'s defaults, which are `blur70`. The other recipes
+each change one thing of `base`, the recipe shipped before it (`blur50_photos` combines `blur50`
+and `photos`).
+
 After training (on `--device`; the shipped weights come from the CPU), a fresh RAC adapter (fixed
 mode, 150 steps) learns blur from 200 random pairwise labels over the frozen CLIP, once per label
 seed, on the held-out split of bench/learning_curve.py (4 unseen photos). `--recipe shipped` skips
 training and measures `assets/demo_clip` itself.
 
-Run: python -m bench.demo_clip_recipes --recipe shipped|base|bs256|depth3|lr1e3|wide96|photos|dead_leaves|blur50|steps7000
+Run: python -m bench.demo_clip_recipes --recipe shipped|base|bs256|depth3|lr1e3|wide96|photos|dead_leaves|blur50|steps7000|blur70|blur50_photos
          [--device cuda] [--label-seeds 0 1 2 3 4] [--labels 200] [--adapter-steps 150] [--threads 1]
 """
 
@@ -33,10 +36,12 @@ from trainer.backbone import DEMO_BACKBONE_DIR, Backbone, BackboneConfig  # noqa
 from trainer.captions import _photo  # noqa: E402
 from trainer.features import FeatureCache  # noqa: E402
 
-RECIPES = {"base": {}, "bs256": {"batch_size": 256}, "lr1e3": {"lr": 1e-3},
-           "photos": {"n_scenes": 15_000, "n_photos": 35_000},
-           "dead_leaves": {"n_scenes": 20_000, "n_photos": 20_000}, "depth3": {}, "wide96": {},
-           "blur50": {"blur_p": 0.5}, "steps7000": {"steps": 7000}}
+BEFORE = {"blur_p": None}  # the recipe shipped before blur70: blur drawn like the other degradations
+RECIPES = {"base": BEFORE, "bs256": {**BEFORE, "batch_size": 256}, "lr1e3": {**BEFORE, "lr": 1e-3},
+           "photos": {**BEFORE, "n_scenes": 15_000, "n_photos": 35_000},
+           "dead_leaves": {**BEFORE, "n_scenes": 20_000, "n_photos": 20_000}, "depth3": BEFORE, "wide96": BEFORE,
+           "blur50": {"blur_p": 0.5}, "steps7000": {**BEFORE, "steps": 7000}, "blur70": {"blur_p": 0.7},
+           "blur50_photos": {"blur_p": 0.5, "n_scenes": 15_000, "n_photos": 35_000}}
 VISION = {"depth3": {"layers": 3}, "wide96": {"width": 96}}
 
 
