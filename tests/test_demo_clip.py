@@ -6,6 +6,7 @@ same images by two different instructions in two different, correct orders. The 
 two-instructions-from-200-labels run is in bench/demo_clip.py.
 """
 
+import inspect
 import json
 from pathlib import Path
 
@@ -57,6 +58,16 @@ def test_demo_clip_training_photos_are_not_test_photos():
     meta = safetensors.safe_open(str(REPO / "assets/demo_clip/open_clip_model.safetensors"), "pt").metadata()
     trained_on = set(json.loads(meta["summary"])["train_photos"])
     assert trained_on and not trained_on & set(split_photos(0.25, seed=0)[1])
+
+
+def test_demo_clip_was_trained_with_train_defaults():
+    """The shipped weights are what `python assets/train_demo_clip.py` rebuilds: `train()`'s defaults."""
+    meta = safetensors.safe_open(str(REPO / "assets/demo_clip/open_clip_model.safetensors"), "pt").metadata()
+    summary = json.loads(meta["summary"])
+    defaults = {k: p.default for k, p in inspect.signature(train).parameters.items()}
+    for key in ("steps", "batch_size", "lr", "seed", "blur_p", "n_scenes", "n_photos"):
+        assert summary[key] == defaults[key], key
+    assert summary["blur_p"] == 0.7 and summary["samples"] == 50_000
 
 
 def test_zero_shot_retrieval_beats_chance(demo_backbone):
