@@ -25,6 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = {"red": 0.85, "blue": 0.85, "sharp": 0.6, "dark": 0.6}  # shipped adapter, held-out Spearman
 
 
+def shipped_summary() -> dict:
+    """The training summary `trainer.demo_clip.save` stored in the shipped weights' metadata."""
+    path = REPO / "assets" / "demo_clip" / "open_clip_model.safetensors"
+    with safetensors.safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()["summary"])
+
+
 def test_captions_are_seeded_and_match_their_attributes():
     a, b = scenes(20, seed=3), scenes(20, seed=3)
     assert [s.caption for s in a] == [s.caption for s in b]
@@ -55,15 +62,13 @@ def test_demo_clip_is_the_tiny_config_in_half_precision(demo_backbone):
 
 
 def test_demo_clip_training_photos_are_not_test_photos():
-    meta = safetensors.safe_open(str(REPO / "assets/demo_clip/open_clip_model.safetensors"), "pt").metadata()
-    trained_on = set(json.loads(meta["summary"])["train_photos"])
+    trained_on = set(shipped_summary()["train_photos"])
     assert trained_on and not trained_on & set(split_photos(0.25, seed=0)[1])
 
 
 def test_demo_clip_was_trained_with_train_defaults():
     """The shipped weights are what `python assets/train_demo_clip.py` rebuilds: `train()`'s defaults."""
-    meta = safetensors.safe_open(str(REPO / "assets/demo_clip/open_clip_model.safetensors"), "pt").metadata()
-    summary = json.loads(meta["summary"])
+    summary = shipped_summary()
     defaults = {k: p.default for k, p in inspect.signature(train).parameters.items()}
     for key in ("steps", "batch_size", "lr", "seed", "blur_p", "n_scenes", "n_photos"):
         assert summary[key] == defaults[key], key
