@@ -7,6 +7,7 @@ weights on every run of the same torch build.
 """
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -18,11 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trainer.demo_clip import save, train  # noqa: E402
 
 if __name__ == "__main__":
+    defaults = {k: p.default for k, p in inspect.signature(train).parameters.items()}  # one source of truth
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "demo_clip")
-    parser.add_argument("--steps", type=int, default=4500)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=defaults["steps"])
+    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
